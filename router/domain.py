@@ -87,6 +87,8 @@ class Chunk:
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str | None = None
+    backend: str | None = None
+    """Set by the gateway on the last chunk: the upstream that served it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from backends.base import Backend
@@ -33,8 +33,8 @@ from router.domain import (
     ChatRequest,
     Chunk,
     CompletionRequest,
-    EmbedRequest,
     Embeddings,
+    EmbedRequest,
     Message,
     Principal,
     Usage,
@@ -55,7 +55,7 @@ from router.validate import validate_chat, validate_completion, validate_embed
 
 log = logging.getLogger("meshgate.pipeline")
 
-OpenStream = Callable[[Backend, str, "float | None"], AsyncIterator[Chunk]]
+OpenStream = Callable[[Backend, str, "float | None"], AsyncGenerator[Chunk, None]]
 
 _CHARS_PER_TOKEN = 4
 """Rough estimate used only when a provider reports no usage (marked estimated)."""
@@ -119,7 +119,9 @@ class Pipeline:
 
     # -- entry points -----------------------------------------------------
 
-    def chat(self, principal: Principal, request: ChatRequest, *, timeout_s: float | None) -> AsyncIterator[Chunk]:
+    def chat(
+        self, principal: Principal, request: ChatRequest, *, timeout_s: float | None
+    ) -> AsyncGenerator[Chunk, None]:
         """Admit a chat request and return its stream of chunks. Raises before
         returning for anything wrong with the request itself."""
         validate_chat(request, self.limits)
@@ -137,7 +139,7 @@ class Pipeline:
 
     def complete(
         self, principal: Principal, request: CompletionRequest, *, timeout_s: float | None
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         validate_completion(request, self.limits)
         route = self.resolve(principal, request.route, "completion")
         candidates = self.balance(route)
@@ -155,7 +157,9 @@ class Pipeline:
             open_stream = lambda backend, model, t: backend.stream_completion(model, request, timeout_s=t)  # noqa: E731
         return self._dispatch(route, "completion", candidates, open_stream, timeout_s, len(request.prompt))
 
-    async def embed(self, principal: Principal, request: EmbedRequest, *, timeout_s: float | None) -> EmbedResult:
+    async def embed(
+        self, principal: Principal, request: EmbedRequest, *, timeout_s: float | None
+    ) -> EmbedResult:
         validate_embed(request, self.limits)
         route = self.resolve(principal, request.route, "embedding")
         candidates = self.balance(route)
@@ -202,7 +206,7 @@ class Pipeline:
         open_stream: OpenStream,
         timeout_s: float | None,
         prompt_chars: int,
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         started = time.perf_counter()
         first_at = 0.0
         completion_chars = 0
@@ -217,7 +221,7 @@ class Pipeline:
                 upstream.acquire()
                 try:
                     try:
-                        chunk = await anext(stream, None) or _ended_early(upstream.id)
+                        chunk = await _next(stream, upstream.id)
                     except UpstreamError as exc:
                         self._record_failure(candidate, exc)
                         failures.append(exc)
@@ -230,7 +234,7 @@ class Pipeline:
                     while chunk.finish_reason is None:
                         completion_chars += len(chunk.text)
                         yield chunk
-                        chunk = await anext(stream, None) or _ended_early(upstream.id)
+                        chunk = await _next(stream, upstream.id)
                     completion_chars += len(chunk.text)
                     usage = chunk.usage or _estimate(prompt_chars, completion_chars)
                     chunk.usage = usage
@@ -298,12 +302,15 @@ def _estimate(prompt_chars: int, completion_chars: int) -> Usage:
     )
 
 
-def _ended_early(backend_id: str) -> Chunk:
-    """An adapter whose stream stopped without a finish broke its contract;
-    treat it as the broken stream it is."""
-    raise UpstreamStreamBroken(
-        f'backend "{backend_id}" ended the stream without finishing the answer', provider=backend_id
-    )
+async def _next(stream: AsyncGenerator[Chunk, None], backend_id: str) -> Chunk:
+    """The next chunk. An adapter whose stream stops without a finish breaks
+    its contract: treat that as the broken stream it is."""
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        raise UpstreamStreamBroken(
+            f'backend "{backend_id}" ended the stream without finishing the answer', provider=backend_id
+        ) from None
 
 
 def _all_failed(route: RouteSpec, failures: list[UpstreamError]) -> MeshgateError:

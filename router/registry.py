@@ -74,7 +74,7 @@ class Upstream:
         models: frozenset[str] | None,
         labels: Mapping[str, str] | None = None,
         configured: bool,
-        lease_ttl_s: int = 0,
+        lease_ttl_s: float = 0,
         lease_expires: float = 0.0,
         registered_at: float = 0.0,
     ) -> None:
@@ -372,7 +372,9 @@ def _registration_problems(
     elif any(not m or len(m) > 256 for m in models):
         problems.append("models: each model name must be 1 to 256 characters")
     if protocol not in REGISTERABLE_PROTOCOLS:
-        problems.append(f"protocol {protocol!r} cannot be registered (use one of {', '.join(REGISTERABLE_PROTOCOLS)})")
+        problems.append(
+            f"protocol {protocol!r} cannot be registered (use one of {', '.join(REGISTERABLE_PROTOCOLS)})"
+        )
     if len(labels) > MAX_LABELS:
         problems.append(f"labels: at most {MAX_LABELS}")
     if not 1 <= lease_ttl_s <= MAX_LEASE_TTL_S:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -78,7 +79,11 @@ class GatewayServer:
             read_timeout_s=config.server.upstream_read_timeout_s,
         )
         self.pipeline = Pipeline(
-            keyring=keyring, routes=routes, registry=self._registry, limits=config.limits, metrics=self.metrics
+            keyring=keyring,
+            routes=routes,
+            registry=self._registry,
+            limits=config.limits,
+            metrics=self.metrics,
         )
         server = grpc.aio.server(
             options=[
@@ -89,8 +94,8 @@ class GatewayServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ]
         )
-        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(self.pipeline), server)
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self.pipeline), server)
+        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(self.pipeline), server)  # type: ignore[no-untyped-call]
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self.pipeline), server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -100,7 +105,9 @@ class GatewayServer:
             self.port = server.add_insecure_port(config.listen)
         except RuntimeError as exc:
             await self._close_parts()
-            raise OSError(f"cannot listen on {config.listen}: {exc} (is another process using the port?)") from exc
+            raise OSError(
+                f"cannot listen on {config.listen}: {exc} (is another process using the port?)"
+            ) from exc
         await server.start()
         self._server = server
         for service in ("", *SERVICES):
@@ -167,6 +174,7 @@ def run(config: GatewayConfig) -> int:
     from router import logs
 
     logs.configure()
+    loop_factory: Callable[[], asyncio.AbstractEventLoop]
     try:
         import uvloop
 

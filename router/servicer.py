@@ -14,16 +14,15 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 
 from router._proto.meshgate.v1 import admin_pb2 as apb
-from router._proto.meshgate.v1 import admin_pb2_grpc
+from router._proto.meshgate.v1 import admin_pb2_grpc, gateway_pb2_grpc
 from router._proto.meshgate.v1 import gateway_pb2 as pb
-from router._proto.meshgate.v1 import gateway_pb2_grpc
-from router.auth import require_admin
+from router.auth import KeyView, require_admin
 from router.config import RouteSpec, TargetSpec
 from router.domain import (
     BackendLoad,
@@ -70,6 +69,7 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
         await context.abort(grpc.StatusCode[exc.status], exc.message)
     log.error("unexpected error in %s", type(exc).__name__, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, _INTERNAL)
+    raise AssertionError("context.abort returned")  # pragma: no cover
 
 
 _Req = TypeVar("_Req")
@@ -87,7 +87,7 @@ def _unary(
             principal = self._pipeline.authenticate(_authorization(context))
             require_admin(principal)
             return await method(self, request, principal)
-        except Exception as exc:  # noqa: BLE001 - the one place errors become statuses
+        except Exception as exc:
             await _abort(context, exc)
 
     return handler
@@ -153,7 +153,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def Chat(
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ChatChunk]:
-        stream: AsyncIterator[Chunk] | None = None
+        stream: AsyncGenerator[Chunk, None] | None = None
         try:
             principal = self._pipeline.authenticate(_authorization(context))
             chat = decode_chat(request)
@@ -163,16 +163,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     yield pb.ChatChunk(text=chunk.text)
                 else:
                     yield _last(chunk, chat.request_id)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await _abort(context, exc)
         finally:
             if stream is not None:
-                await stream.aclose()  # type: ignore[attr-defined]
+                await stream.aclose()
 
     async def Complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ChatChunk]:
-        stream: AsyncIterator[Chunk] | None = None
+        stream: AsyncGenerator[Chunk, None] | None = None
         try:
             principal = self._pipeline.authenticate(_authorization(context))
             completion = decode_completion(request)
@@ -182,11 +182,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     yield pb.ChatChunk(text=chunk.text)
                 else:
                     yield _last(chunk, completion.request_id)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await _abort(context, exc)
         finally:
             if stream is not None:
-                await stream.aclose()  # type: ignore[attr-defined]
+                await stream.aclose()
 
     async def Embed(
         self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -200,7 +200,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 request_id=request.request_id or secrets.token_hex(12),
             )
             result = await self._pipeline.embed(principal, embed, timeout_s=context.time_remaining())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await _abort(context, exc)
         return pb.EmbedResponse(
             embeddings=[pb.Embedding(values=v) for v in result.embeddings.vectors],
@@ -216,7 +216,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         try:
             principal = self._pipeline.authenticate(_authorization(context))
             routes = self._pipeline.routes.visible_to(principal)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await _abort(context, exc)
         return pb.ListRoutesResponse(
             routes=[pb.RouteInfo(name=r.name, type=_ROUTE_TYPE[r.type], models=r.models) for r in routes]
@@ -271,13 +271,13 @@ def decode_route(route: apb.Route) -> RouteSpec:
     )
 
 
-def encode_key(view: Any) -> apb.Key:
+def encode_key(view: KeyView) -> apb.Key:
     return apb.Key(
         id=view.id,
         name=view.name,
         team=view.team,
         created_unix_ms=view.created_unix_ms,
-        revoked_unix_ms=view.revoked_unix_ms or 0,
+        revoked_unix_ms=view.revoked_unix_ms,
         configured=view.configured,
         prefix=view.prefix,
     )
@@ -320,21 +320,20 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return apb.DeregisterBackendResponse(removed=await self._registry.deregister(request.backend_id))
 
     @_unary
-    async def ListBackends(self, request: apb.ListBackendsRequest, principal: Principal) -> apb.ListBackendsResponse:
+    async def ListBackends(
+        self, request: apb.ListBackendsRequest, principal: Principal
+    ) -> apb.ListBackendsResponse:
         now = self._registry.now()
         return apb.ListBackendsResponse(backends=[encode_backend(u, now) for u in self._registry.all()])
 
     @_unary
     async def CreateKey(self, request: apb.CreateKeyRequest, principal: Principal) -> apb.CreateKeyResponse:
         record, secret = await self._keyring.create_key(request.name, request.team)
-        view = next(k for k in self._keyring.list_keys(include_revoked=True) if k.id == record.id)
-        return apb.CreateKeyResponse(key=encode_key(view), secret=secret)
+        return apb.CreateKeyResponse(key=encode_key(KeyView.of(record)), secret=secret)
 
     @_unary
     async def RevokeKey(self, request: apb.RevokeKeyRequest, principal: Principal) -> apb.Key:
-        record = await self._keyring.revoke_key(request.key_id)
-        view = next(k for k in self._keyring.list_keys(include_revoked=True) if k.id == record.id)
-        return encode_key(view)
+        return encode_key(KeyView.of(await self._keyring.revoke_key(request.key_id)))
 
     @_unary
     async def ListKeys(self, request: apb.ListKeysRequest, principal: Principal) -> apb.ListKeysResponse:
@@ -346,7 +345,9 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return encode_route(await self._routes.upsert(decode_route(request.route)))
 
     @_unary
-    async def DeleteRoute(self, request: apb.DeleteRouteRequest, principal: Principal) -> apb.DeleteRouteResponse:
+    async def DeleteRoute(
+        self, request: apb.DeleteRouteRequest, principal: Principal
+    ) -> apb.DeleteRouteResponse:
         await self._routes.delete(request.name)
         return apb.DeleteRouteResponse()
 

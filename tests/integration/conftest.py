@@ -31,7 +31,9 @@ def auth(key: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {key}"),)
 
 
-def make_config(tmp_dir: str, providers: dict[str, Any], routes: dict[str, Any], **extra: Any) -> GatewayConfig:
+def make_config(
+    tmp_dir: str, providers: dict[str, Any], routes: dict[str, Any], **extra: Any
+) -> GatewayConfig:
     os.environ["MG_TEST_ADMIN_KEY"] = ADMIN_KEY
     os.environ["MG_TEST_ALICE_KEY"] = ALICE_KEY
     os.environ["MG_TEST_BOB_KEY"] = BOB_KEY
@@ -77,7 +79,11 @@ def sim_providers(stack_sims: dict[str, Simulator]) -> dict[str, Any]:
     return {
         "vllm-a": {"kind": "vllm", "base_url": stack_sims["vllm"].url},
         "vllm-b": {"kind": "vllm", "base_url": stack_sims["vllm_b"].url},
-        "openai": {"kind": "openai", "base_url": stack_sims["openai"].url, "api_key": "${env:MG_TEST_PROVIDER_KEY}"},
+        "openai": {
+            "kind": "openai",
+            "base_url": stack_sims["openai"].url,
+            "api_key": "${env:MG_TEST_PROVIDER_KEY}",
+        },
         "azure": {
             "kind": "azure",
             "base_url": stack_sims["azure"].url,
@@ -86,23 +92,43 @@ def sim_providers(stack_sims: dict[str, Simulator]) -> dict[str, Any]:
         },
         "anthropic": {
             "kind": "anthropic",
-            "base_url": stack_sims["anthropic"].url,
+            "base_url": stack_sims["anthropic"].url + "/v1",
             "api_key": "${env:MG_TEST_PROVIDER_KEY}",
         },
-        "cohere": {"kind": "cohere", "base_url": stack_sims["cohere"].url, "api_key": "${env:MG_TEST_PROVIDER_KEY}"},
+        "cohere": {
+            "kind": "cohere",
+            "base_url": stack_sims["cohere"].url + "/v2",
+            "api_key": "${env:MG_TEST_PROVIDER_KEY}",
+        },
         "nowhere": {"kind": "vllm", "base_url": "http://127.0.0.1:9/v1", "connect_timeout_s": 2},
     }
 
 
 ROUTES: dict[str, Any] = {
     "chat": {"type": "chat", "targets": [{"provider": "vllm-a", "model": "sim-llama"}], "allow": ["eng"]},
-    "complete": {"type": "completion", "targets": [{"provider": "vllm-a", "model": "sim-llama"}], "allow": ["eng"]},
-    "embed": {"type": "embedding", "targets": [{"provider": "vllm-a", "model": "sim-llama"}], "allow": ["eng"]},
+    "complete": {
+        "type": "completion",
+        "targets": [{"provider": "vllm-a", "model": "sim-llama"}],
+        "allow": ["eng"],
+    },
+    "embed": {
+        "type": "embedding",
+        "targets": [{"provider": "vllm-a", "model": "sim-llama"}],
+        "allow": ["eng"],
+    },
     "ops-only": {"type": "chat", "targets": [{"provider": "vllm-a", "model": "sim-llama"}], "allow": ["ops"]},
     "gpt": {"type": "chat", "targets": [{"provider": "openai", "model": "gpt-sim"}], "allow": ["eng"]},
     "azure": {"type": "chat", "targets": [{"provider": "azure", "model": "gpt-sim"}], "allow": ["eng"]},
-    "claude": {"type": "chat", "targets": [{"provider": "anthropic", "model": "claude-sim"}], "allow": ["eng"]},
-    "command": {"type": "chat", "targets": [{"provider": "cohere", "model": "command-sim"}], "allow": ["eng"]},
+    "claude": {
+        "type": "chat",
+        "targets": [{"provider": "anthropic", "model": "claude-sim"}],
+        "allow": ["eng"],
+    },
+    "command": {
+        "type": "chat",
+        "targets": [{"provider": "cohere", "model": "command-sim"}],
+        "allow": ["eng"],
+    },
     # The first target always fails with HTTP 503 and is tried first almost
     # every time (weight 1000 : 1); the second one serves.
     "failover": {
@@ -116,7 +142,11 @@ ROUTES: dict[str, Any] = {
     "dead": {"type": "chat", "targets": [{"provider": "nowhere", "model": "sim-llama"}], "allow": ["eng"]},
     "cut": {"type": "chat", "targets": [{"provider": "vllm-a", "model": "cut-3"}], "allow": ["eng"]},
     "stall": {"type": "chat", "targets": [{"provider": "vllm-a", "model": "stall-2"}], "allow": ["eng"]},
-    "bad-openai-key": {"type": "chat", "targets": [{"provider": "openai", "model": "error-401"}], "allow": ["eng"]},
+    "bad-openai-key": {
+        "type": "chat",
+        "targets": [{"provider": "openai", "model": "error-401"}],
+        "allow": ["eng"],
+    },
     "registered": {"type": "chat", "targets": [{"provider": "", "model": "hosted-model"}], "allow": ["eng"]},
     "everyone": {"type": "chat", "targets": [{"provider": "vllm-a", "model": "sim-llama"}], "allow": ["*"]},
 }
@@ -127,12 +157,16 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     sims = {
         "vllm": Simulator(SimConfig(protocol="vllm", models=("sim-llama",), answer="digest", tokens=12)),
         "vllm_b": Simulator(SimConfig(protocol="vllm", models=("sim-llama",), answer="digest", tokens=12)),
-        "openai": Simulator(SimConfig(protocol="openai", models=("gpt-sim",), api_key=PROVIDER_KEY, tokens=8)),
+        "openai": Simulator(
+            SimConfig(protocol="openai", models=("gpt-sim",), api_key=PROVIDER_KEY, tokens=8)
+        ),
         "azure": Simulator(SimConfig(protocol="azure", models=("gpt-sim",), api_key=PROVIDER_KEY, tokens=8)),
         "anthropic": Simulator(
             SimConfig(protocol="anthropic", models=("claude-sim",), api_key=PROVIDER_KEY, tokens=8)
         ),
-        "cohere": Simulator(SimConfig(protocol="cohere", models=("command-sim",), api_key=PROVIDER_KEY, tokens=8)),
+        "cohere": Simulator(
+            SimConfig(protocol="cohere", models=("command-sim",), api_key=PROVIDER_KEY, tokens=8)
+        ),
     }
     for sim in sims.values():
         await sim.start()

@@ -63,7 +63,10 @@ async def test_bad_key_requests_are_refused(stack: Stack) -> None:
 
 async def test_routes_made_through_admin_serve_and_can_be_deleted(stack: Stack) -> None:
     route = apb.Route(
-        name="made-live", type="chat", targets=[apb.Target(provider="vllm-b", model="sim-llama")], allow=["eng"]
+        name="made-live",
+        type="chat",
+        targets=[apb.Target(provider="vllm-b", model="sim-llama")],
+        allow=["eng"],
     )
     stored = await stack.admin.UpsertRoute(apb.UpsertRouteRequest(route=route), metadata=ADMIN)
     assert stored.name == "made-live"
@@ -77,12 +80,16 @@ async def test_routes_made_through_admin_serve_and_can_be_deleted(stack: Stack) 
 
 
 async def test_invalid_and_configured_routes_cannot_be_upserted(stack: Stack) -> None:
-    bad = apb.Route(name="broken", type="chat", targets=[apb.Target(provider="no-such", model="m")], allow=["eng"])
+    bad = apb.Route(
+        name="broken", type="chat", targets=[apb.Target(provider="no-such", model="m")], allow=["eng"]
+    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stack.admin.UpsertRoute(apb.UpsertRouteRequest(route=bad), metadata=ADMIN)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "no-such" in (caught.value.details() or "")
-    configured = apb.Route(name="chat", type="chat", targets=[apb.Target(provider="vllm-b", model="m")], allow=["*"])
+    configured = apb.Route(
+        name="chat", type="chat", targets=[apb.Target(provider="vllm-b", model="m")], allow=["*"]
+    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stack.admin.UpsertRoute(apb.UpsertRouteRequest(route=configured), metadata=ADMIN)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -97,7 +104,8 @@ async def test_a_registered_host_joins_the_pool_of_its_model_and_leaves_on_dereg
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
 
         backend = await stack.admin.RegisterBackend(
-            apb.RegisterBackendRequest(url=host.url, models=["hosted-model"], labels={"gpu": "h100"}), metadata=ADMIN
+            apb.RegisterBackendRequest(url=host.url, models=["hosted-model"], labels={"gpu": "h100"}),
+            metadata=ADMIN,
         )
         assert backend.id.startswith("reg-")
         assert backend.state == apb.BACKEND_STATE_HEALTHY
@@ -106,7 +114,8 @@ async def test_a_registered_host_joins_the_pool_of_its_model_and_leaves_on_dereg
         assert chunks[-1].usage.completion_tokens == 4
 
         beat = await stack.admin.Heartbeat(
-            apb.HeartbeatRequest(backend_id=backend.id, load=apb.BackendLoad(running_requests=3)), metadata=ADMIN
+            apb.HeartbeatRequest(backend_id=backend.id, load=apb.BackendLoad(running_requests=3)),
+            metadata=ADMIN,
         )
         assert beat.lease_expires_unix_ms >= backend.lease_expires_unix_ms
         listed = await stack.admin.ListBackends(apb.ListBackendsRequest(), metadata=ADMIN)

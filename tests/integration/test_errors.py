@@ -54,7 +54,9 @@ async def test_a_route_outside_the_keys_groups_is_permission_denied(stack: Stack
         (chat_request("", "hi"), "route"),
     ],
 )
-async def test_invalid_requests_say_which_field_is_wrong(stack: Stack, request_: pb.ChatRequest, field: str) -> None:
+async def test_invalid_requests_say_which_field_is_wrong(
+    stack: Stack, request_: pb.ChatRequest, field: str
+) -> None:
     error = await chat_error(stack, request_)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in (error.details() or "")
@@ -90,6 +92,8 @@ async def test_provider_rejecting_our_credentials_names_the_provider_never_the_k
 async def test_the_server_serves_normally_after_every_error(stack: Stack) -> None:
     for request_ in (pb.ChatRequest(route="chat"), chat_request("dead", "hi"), chat_request("nope", "x")):
         await chat_error(stack, request_)
-    text, chunks = await collect(stack.gw.Chat(chat_request("chat", "still alive?"), metadata=auth(ALICE_KEY)))
+    text, chunks = await collect(
+        stack.gw.Chat(chat_request("chat", "still alive?"), metadata=auth(ALICE_KEY))
+    )
     assert chunks[-1].finish_reason == pb.FINISH_REASON_STOP
     assert text

@@ -15,7 +15,9 @@ async def test_a_failing_first_target_fails_over_to_the_next(stack: Stack) -> No
     tried_before = stack.vllm.stats.requests
     for i in range(5):
         prompt = f"failover {i}"
-        text, chunks = await collect(stack.gw.Chat(chat_request("failover", prompt), metadata=auth(ALICE_KEY)))
+        text, chunks = await collect(
+            stack.gw.Chat(chat_request("failover", prompt), metadata=auth(ALICE_KEY))
+        )
         assert text.startswith(digest(prompt))
         assert chunks[-1].backend == "vllm-b"
         assert chunks[-1].finish_reason == pb.FINISH_REASON_STOP

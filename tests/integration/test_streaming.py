@@ -43,7 +43,14 @@ async def test_chat_streams_the_answer_and_finishes_with_usage(stack: Stack) -> 
 
 async def test_the_callers_request_id_and_sampling_reach_the_upstream(stack: Stack) -> None:
     request = chat_request(
-        "chat", "Say hello", request_id="req-42", max_tokens=5, temperature=0.2, top_p=0.9, seed=7, stop=["zz"]
+        "chat",
+        "Say hello",
+        request_id="req-42",
+        max_tokens=5,
+        temperature=0.2,
+        top_p=0.9,
+        seed=7,
+        stop=["zz"],
     )
     request.messages.insert(0, pb.Message(role="system", content="Be brief."))
     _, chunks = await collect(stack.gw.Chat(request, metadata=auth(ALICE_KEY)))
@@ -71,7 +78,9 @@ async def test_concurrent_streams_each_get_their_own_answer(stack: Stack) -> Non
 
 async def test_complete_on_a_completion_route_and_on_a_chat_route(stack: Stack) -> None:
     for route in ("complete", "chat"):
-        call = stack.gw.Complete(pb.CompleteRequest(route=route, prompt="Once upon a time"), metadata=auth(ALICE_KEY))
+        call = stack.gw.Complete(
+            pb.CompleteRequest(route=route, prompt="Once upon a time"), metadata=auth(ALICE_KEY)
+        )
         text, chunks = await collect(call)
         assert text.startswith(digest("Once upon a time"))
         assert chunks[-1].finish_reason == pb.FINISH_REASON_STOP
@@ -91,8 +100,12 @@ async def test_embed_returns_one_vector_per_input(stack: Stack) -> None:
 
 @pytest.mark.parametrize(
     ("route", "backend", "model"),
-    [("gpt", "openai", "gpt-sim"), ("azure", "azure", "gpt-sim"), ("claude", "anthropic", "claude-sim"),
-     ("command", "cohere", "command-sim")],
+    [
+        ("gpt", "openai", "gpt-sim"),
+        ("azure", "azure", "gpt-sim"),
+        ("claude", "anthropic", "claude-sim"),
+        ("command", "cohere", "command-sim"),
+    ],
 )
 async def test_every_wire_protocol_streams_through_the_same_interface(
     stack: Stack, route: str, backend: str, model: str

@@ -28,7 +28,7 @@ not thread-safe. ``aclose`` releases the connection pool and is idempotent.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from router.domain import ChatRequest, Chunk, CompletionRequest, Embeddings, Health
@@ -77,7 +77,7 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def stream_chat(
         self, model: str, request: ChatRequest, *, timeout_s: float | None = None
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         """Stream a chat answer from ``model``. ``timeout_s`` bounds the whole
         call (the caller's remaining deadline); ``None`` means no bound beyond
         the settings' read timeout."""
@@ -85,13 +85,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def stream_completion(
         self, model: str, request: CompletionRequest, *, timeout_s: float | None = None
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         """Stream a plain-text completion of ``request.prompt``."""
 
     @abc.abstractmethod
-    async def embed(
-        self, model: str, inputs: Sequence[str], *, timeout_s: float | None = None
-    ) -> Embeddings:
+    async def embed(self, model: str, inputs: Sequence[str], *, timeout_s: float | None = None) -> Embeddings:
         """Embed ``inputs``, one vector each, in order."""
 
     @abc.abstractmethod

@@ -67,7 +67,9 @@ class Metrics:
         """Expose ``/metrics`` over HTTP on ``host:port`` (a thread of its own,
         off the event loop). Returns the bound port."""
         host, _, port = listen.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0", registry=self.registry)
+        server, _thread = start_http_server(
+            int(port), addr=host.strip("[]") or "0.0.0.0", registry=self.registry
+        )
         self._server = server
         bound = int(server.server_address[1])
         log.info("metrics on http://%s:%d/metrics", host, bound)

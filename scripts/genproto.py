@@ -46,7 +46,9 @@ def generate(out: pathlib.Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="fail if router/_proto is stale")
     opts = parser.parse_args()
     if not opts.check:
@@ -60,8 +62,10 @@ def main() -> int:
         stale = [
             str(p.relative_to(fresh))
             for p in fresh.rglob("*")
-            if p.is_file() and not (OUT_DIR / p.relative_to(fresh)).is_file()
-            or p.is_file() and not filecmp.cmp(p, OUT_DIR / p.relative_to(fresh), shallow=False)
+            if (p.is_file()
+            and not (OUT_DIR / p.relative_to(fresh)).is_file())
+            or (p.is_file()
+            and not filecmp.cmp(p, OUT_DIR / p.relative_to(fresh), shallow=False))
         ]
     if stale:
         print("stale generated stubs (run `make proto`):", *stale, sep="\n  ", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Tests of the simulator (backends.sim) against the official SDKs and the wire reference."""

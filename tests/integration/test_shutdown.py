@@ -96,5 +96,11 @@ async def test_an_invalid_config_lists_every_problem_and_exits_2(tmp_path: Path)
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 2
     text = stderr.decode()
-    for path in ("listen", "providers.p.kind", "providers.p.base_url", "routes.r.targets[0].provider", "routes.r.allow"):
+    for path in (
+        "listen",
+        "providers.p.kind",
+        "providers.p.base_url",
+        "routes.r.targets[0].provider",
+        "routes.r.allow",
+    ):
         assert path in text, text

@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
@@ -118,7 +118,8 @@ class RegistrationAgent:
 
     ``labels`` are free (``{"region": "eu", "gpu": "h100"}``); ``lease_ttl_s``
     is 1 to 3,600 (0: the gateway's default, 30). ``tls`` and
-    ``root_certificates`` are as for ``AdminClient``.
+    ``root_certificates`` are as for ``AdminClient``; ``sleep`` waits between
+    heartbeats (tests pass one they control).
     """
 
     def __init__(
@@ -134,6 +135,7 @@ class RegistrationAgent:
         *,
         tls: bool = False,
         root_certificates: bytes | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.url = url
         self.models = list(models)
@@ -148,6 +150,7 @@ class RegistrationAgent:
         self._task: asyncio.Task[None] | None = None
         self._metrics_down = False
         self._stopped = False
+        self._sleep = sleep
 
     def __repr__(self) -> str:
         return f"RegistrationAgent({self.url!r}, backend_id={self._backend_id!r})"
@@ -230,7 +233,7 @@ class RegistrationAgent:
         backoff = FIRST_BACKOFF_S
         registered = True
         while True:
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
             try:
                 if registered:
                     assert self._backend_id is not None

@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway until SIGTERM or SIGINT")
     serve.add_argument("--config", metavar="FILE", help="the YAML config (default: the embedded one)")
 
+    # Everything after `sim` is the simulator's, parsed in _sim() by its own parser (imported only
+    # then); prefix_chars="\0" keeps this placeholder from reading any of it as an option.
     commands.add_parser(
         "sim", help="run the provider simulator (meshgate sim --help)", add_help=False, prefix_chars="\0"
     )

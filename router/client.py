@@ -38,6 +38,7 @@ clients may be shared between threads. ``close()`` is idempotent.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -230,7 +231,7 @@ def _retry_after(exc: grpc.RpcError) -> float | None:
                 seconds = float(value.decode() if isinstance(value, bytes) else value)
             except ValueError:
                 return None
-            return seconds if seconds >= 0 else None
+            return seconds if math.isfinite(seconds) and seconds >= 0 else None
     return None
 
 

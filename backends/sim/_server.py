@@ -100,8 +100,9 @@ class Simulator:
         self._port = int(runner.addresses[0][1])
 
     async def stop(self) -> None:
-        """Close the listener and every connection; stalled streams end (as
-        ``streams_cut``). Idempotent."""
+        """Close the listener and every connection. Stalled generations end at
+        once (counted as ``streams_cut``); others get up to 1 s to finish, then
+        are cancelled (counted as ``streams_aborted``). Idempotent."""
         runner, self._runner = self._runner, None
         if runner is None:
             return

@@ -126,7 +126,7 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 
 
 async def serve(config: SimConfig, args: argparse.Namespace | None = None) -> int:
-    """Run until SIGINT/SIGTERM; return the exit status."""
+    """Run until SIGINT/SIGTERM; return the exit status (1 if registration fails)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -138,7 +138,13 @@ async def serve(config: SimConfig, args: argparse.Namespace | None = None) -> in
     try:
         print(LISTENING.format(origin=sim.origin, protocol=config.protocol), flush=True)
         if args is not None and args.register:
-            agent = await _register(sim, args)
+            try:
+                agent = await _register(sim, args)
+            except ValueError:
+                raise
+            except Exception as exc:  # whatever the agent raises: report it, don't dump a traceback
+                print(f"meshgate sim: registration with {args.register} failed: {exc}", file=sys.stderr)
+                return 1
         await stop.wait()
     finally:
         if agent is not None:

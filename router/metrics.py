@@ -62,6 +62,15 @@ class Metrics:
             registry=self.registry,
         )
         self._server: Any = None
+        self._routes: dict[str, RouteMetrics] = {}
+
+    def route(self, name: str) -> RouteMetrics:
+        """The labelled series of one route, made once: ``labels()`` costs a
+        lock and a dictionary lookup that the request path should not pay."""
+        series = self._routes.get(name)
+        if series is None:
+            series = self._routes[name] = RouteMetrics(self, name)
+        return series
 
     def serve(self, listen: str) -> int:
         """Expose ``/metrics`` over HTTP on ``host:port`` (a thread of its own,
@@ -80,3 +89,36 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class RouteMetrics:
+    """One route's series, resolved once (see ``Metrics.route``)."""
+
+    __slots__ = (
+        "_metrics",
+        "_name",
+        "_outcomes",
+        "completion_tokens",
+        "duration",
+        "in_flight",
+        "prompt_tokens",
+        "ttft",
+    )
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self._metrics = metrics
+        self._name = name
+        self._outcomes: dict[tuple[str, str], Any] = {}
+        self.in_flight = metrics.in_flight.labels(name)
+        self.ttft = metrics.ttft.labels(name)
+        self.duration = metrics.duration.labels(name)
+        self.prompt_tokens = metrics.tokens.labels(name, "prompt")
+        self.completion_tokens = metrics.tokens.labels(name, "completion")
+
+    def finished(self, kind: str, outcome: str) -> None:
+        counter = self._outcomes.get((kind, outcome))
+        if counter is None:
+            counter = self._outcomes[(kind, outcome)] = self._metrics.requests.labels(
+                self._name, kind, outcome
+            )
+        counter.inc()

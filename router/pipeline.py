@@ -40,6 +40,7 @@ from router.domain import (
     Usage,
 )
 from router.errors import (
+    DeadlineExceeded,
     InvalidRequest,
     MeshgateError,
     ResourceExhausted,
@@ -56,6 +57,9 @@ from router.validate import validate_chat, validate_completion, validate_embed
 log = logging.getLogger("meshgate.pipeline")
 
 OpenStream = Callable[[Backend, str, "float | None"], AsyncGenerator[Chunk, None]]
+
+_DEADLINE_SLACK_S = 0.05
+"""An upstream failure this close to the caller's deadline was caused by it."""
 
 _CHARS_PER_TOKEN = 4
 """Rough estimate used only when a provider reports no usage (marked estimated)."""
@@ -165,7 +169,8 @@ class Pipeline:
         candidates = self.balance(route)
         started = time.perf_counter()
         outcome = "INTERNAL"
-        self.metrics.in_flight.labels(route.name).inc()
+        series = self.metrics.route(route.name)
+        series.in_flight.inc()
         try:
             failures: list[UpstreamError] = []
             for candidate in candidates:
@@ -176,25 +181,25 @@ class Pipeline:
                         candidate.model, request.inputs, timeout_s=_remaining(started, timeout_s)
                     )
                 except UpstreamError as exc:
-                    self._record_failure(candidate, exc)
+                    self._fail(candidate, exc, started, timeout_s)
                     failures.append(exc)
-                    if exc.retryable and _remaining(started, timeout_s) != 0.0:
+                    if exc.retryable:
                         continue
                     break
                 finally:
                     upstream.release()
                 upstream.record_success()
                 outcome = "OK"
-                self.metrics.tokens.labels(route.name, "prompt").inc(result.usage.prompt_tokens)
+                series.prompt_tokens.inc(result.usage.prompt_tokens)
                 return EmbedResult(result, upstream.id)
             raise _all_failed(route, failures)
         except MeshgateError as exc:
             outcome = exc.status
             raise
         finally:
-            self.metrics.in_flight.labels(route.name).dec()
-            self.metrics.requests.labels(route.name, "embedding", outcome).inc()
-            self.metrics.duration.labels(route.name).observe(time.perf_counter() - started)
+            series.in_flight.dec()
+            series.finished("embedding", outcome)
+            series.duration.observe(time.perf_counter() - started)
 
     # -- dispatch and settle ----------------------------------------------
 
@@ -212,7 +217,7 @@ class Pipeline:
         completion_chars = 0
         usage: Usage | None = None
         outcome = "INTERNAL"
-        self.metrics.in_flight.labels(route.name).inc()
+        self.metrics.route(route.name).in_flight.inc()
         try:
             failures: list[UpstreamError] = []
             for candidate in candidates:
@@ -223,9 +228,9 @@ class Pipeline:
                     try:
                         chunk = await _next(stream, upstream.id)
                     except UpstreamError as exc:
-                        self._record_failure(candidate, exc)
+                        self._fail(candidate, exc, started, timeout_s)
                         failures.append(exc)
-                        if exc.retryable and _remaining(started, timeout_s) != 0.0:
+                        if exc.retryable:
                             continue
                         break
                     # Committed: from here on this upstream serves the request.
@@ -244,7 +249,7 @@ class Pipeline:
                     yield chunk
                     return
                 except UpstreamError as exc:
-                    self._record_failure(candidate, exc)
+                    self._fail(candidate, exc, started, timeout_s)
                     raise
                 finally:
                     upstream.release()
@@ -271,17 +276,28 @@ class Pipeline:
         completion_chars: int,
     ) -> None:
         """Charge and record the request: exactly once, whatever the outcome."""
-        m = self.metrics
-        m.in_flight.labels(route.name).dec()
-        m.requests.labels(route.name, kind, outcome).inc()
-        m.duration.labels(route.name).observe(time.perf_counter() - started)
+        series = self.metrics.route(route.name)
+        series.in_flight.dec()
+        series.finished(kind, outcome)
+        series.duration.observe(time.perf_counter() - started)
         if first_at:
-            m.ttft.labels(route.name).observe(first_at - started)
+            series.ttft.observe(first_at - started)
             usage = usage or _estimate(prompt_chars, completion_chars)
-            m.tokens.labels(route.name, "prompt").inc(usage.prompt_tokens)
-            m.tokens.labels(route.name, "completion").inc(usage.completion_tokens)
+            series.prompt_tokens.inc(usage.prompt_tokens)
+            series.completion_tokens.inc(usage.completion_tokens)
 
-    def _record_failure(self, candidate: Candidate, exc: UpstreamError) -> None:
+    def _fail(
+        self, candidate: Candidate, exc: UpstreamError, started: float, timeout_s: float | None
+    ) -> None:
+        """Account an upstream failure. When the caller's deadline is what
+        ended it (the adapter's time limit is that deadline), the failure is
+        the caller's, not the upstream's: raise ``DeadlineExceeded``."""
+        remaining = _remaining(started, timeout_s)
+        if remaining is not None and remaining <= _DEADLINE_SLACK_S:
+            raise DeadlineExceeded(
+                f"the call's deadline of {timeout_s:g} s passed before backend "
+                f'"{candidate.upstream.id}" finished the answer'
+            ) from exc
         candidate.upstream.record_failure(self.registry.now())
         self.metrics.upstream_failures.labels(candidate.upstream.id, type(exc).__name__).inc()
         log.warning("upstream %s failed: %s", candidate.upstream.id, exc.message)

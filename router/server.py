@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from router import native
 from router._proto.meshgate.v1 import admin_pb2, admin_pb2_grpc, gateway_pb2, gateway_pb2_grpc
 from router.auth import KeyRing
 from router.config import GatewayConfig
@@ -117,7 +118,15 @@ class GatewayServer:
         if config.metrics_listen:
             self.metrics_port = self.metrics.serve(config.metrics_listen)
         self._reaper = asyncio.get_running_loop().create_task(self._reap_leases())
-        log.info("meshgate serving on %s", self.address, extra={"routes": [r.name for r in routes.all()]})
+        log.info(
+            "meshgate serving on %s",
+            self.address,
+            extra={
+                "routes": [r.name for r in routes.all()],
+                "native": native.IMPLEMENTATION,
+                "native_reason": native.REASON,
+            },
+        )
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop accepting calls; let those in flight finish within the grace

@@ -18,8 +18,9 @@ install: $(STAMP)            ## create .venv, install everything, build the nati
 serve: install               ## a simulated vLLM host + the gateway with its embedded defaults
 	@scripts/demo.sh
 
-test: install proto-check    ## the whole test suite (what CI runs)
+test: install proto-check    ## the whole test suite (what CI runs), then the stream path again on the pure-Python twin
 	$(VENV)/bin/pytest -q
+	MESHGATE_NATIVE=0 $(VENV)/bin/pytest -q tests/backends tests/integration
 
 lint: install                ## ruff and mypy
 	$(VENV)/bin/ruff check .

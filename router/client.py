@@ -153,7 +153,8 @@ class BackendInfo:
 
     ``state`` is "healthy", "unhealthy", "draining" (or "unknown");
     ``lease_expires_unix_ms`` is 0 for configured providers; ``load`` is the
-    last load the host reported (``None`` if never).
+    last load the host reported: all zeros for configured providers and for a
+    host before its first report (``None`` only if the gateway sent no load).
     """
 
     id: str

@@ -220,7 +220,9 @@ async def test_end_after_finish_without_done_is_accepted(upstream: FakeUpstream)
     await backend.aclose()
 
 
-async def test_end_without_finish_fails_over_before_tokens_and_is_broken_after(upstream: FakeUpstream) -> None:
+async def test_end_without_finish_fails_over_before_tokens_and_is_broken_after(
+    upstream: FakeUpstream,
+) -> None:
     backend = vllm(upstream.url)
     upstream.handler = stream(VLLM_ROLE, EOF)
     with pytest.raises(

@@ -146,47 +146,44 @@ def _last(chunk: Chunk, request_id: str) -> pb.ChatChunk:
     )
 
 
+def _streaming(
+    decode: Callable[[Any], ChatRequest | CompletionRequest], stage: str
+) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[pb.ChatChunk]]:
+    """A server-streaming handler: decode, run ``Pipeline.<stage>``, encode each
+    chunk. Made by a factory (not a wrapper generator) so the per-chunk path
+    has no extra layer."""
+
+    async def handler(
+        self: GatewayServicer, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ChatChunk]:
+        stream: AsyncGenerator[Chunk, None] | None = None
+        try:
+            principal = self._pipeline.authenticate(_authorization(context))
+            decoded = decode(request)
+            start = getattr(self._pipeline, stage)
+            stream = start(principal, decoded, timeout_s=context.time_remaining())
+            assert stream is not None
+            async for chunk in stream:
+                if chunk.finish_reason is None:
+                    yield pb.ChatChunk(text=chunk.text)
+                else:
+                    yield _last(chunk, decoded.request_id)
+        except Exception as exc:
+            await _abort(context, exc)
+        finally:
+            if stream is not None:
+                await stream.aclose()
+
+    handler.__name__ = handler.__qualname__ = stage.capitalize()
+    return handler
+
+
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
 
-    async def Chat(
-        self, request: pb.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.ChatChunk]:
-        stream: AsyncGenerator[Chunk, None] | None = None
-        try:
-            principal = self._pipeline.authenticate(_authorization(context))
-            chat = decode_chat(request)
-            stream = self._pipeline.chat(principal, chat, timeout_s=context.time_remaining())
-            async for chunk in stream:
-                if chunk.finish_reason is None:
-                    yield pb.ChatChunk(text=chunk.text)
-                else:
-                    yield _last(chunk, chat.request_id)
-        except Exception as exc:
-            await _abort(context, exc)
-        finally:
-            if stream is not None:
-                await stream.aclose()
-
-    async def Complete(
-        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.ChatChunk]:
-        stream: AsyncGenerator[Chunk, None] | None = None
-        try:
-            principal = self._pipeline.authenticate(_authorization(context))
-            completion = decode_completion(request)
-            stream = self._pipeline.complete(principal, completion, timeout_s=context.time_remaining())
-            async for chunk in stream:
-                if chunk.finish_reason is None:
-                    yield pb.ChatChunk(text=chunk.text)
-                else:
-                    yield _last(chunk, completion.request_id)
-        except Exception as exc:
-            await _abort(context, exc)
-        finally:
-            if stream is not None:
-                await stream.aclose()
+    Chat = _streaming(decode_chat, "chat")
+    Complete = _streaming(decode_completion, "complete")
 
     async def Embed(
         self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -20,16 +20,35 @@ constexpr PlainTable kPlain;
 constexpr uint64_t kOnes = 0x0101010101010101ULL;
 constexpr uint64_t kHighs = 0x8080808080808080ULL;
 
-// Whether any of the 8 bytes in x is not plain (< 0x20, '"', '\\', >= 0x80).
-inline bool has_special(uint64_t x) {
+// A mask with the high bit set in each of the 8 bytes of x that is not plain
+// (< 0x20, '"', '\\', >= 0x80). Bytes above a flagged byte may be flagged
+// falsely (borrows run upwards); the lowest flag is always exact.
+inline uint64_t special_mask(uint64_t x) {
   uint64_t quote = x ^ (kOnes * '"');
   uint64_t slash = x ^ (kOnes * '\\');
-  uint64_t t = ((x - kOnes * 0x20) & ~x)            // byte < 0x20
-               | ((quote - kOnes) & ~quote)          // byte == '"'
-               | ((slash - kOnes) & ~slash)          // byte == '\\'
-               | x;                                  // byte >= 0x80
-  return (t & kHighs) != 0;
+  uint64_t t = ((x - kOnes * 0x20) & ~x)    // byte < 0x20
+               | ((quote - kOnes) & ~quote)  // byte == '"'
+               | ((slash - kOnes) & ~slash)  // byte == '\\'
+               | x;                          // byte >= 0x80
+  return t & kHighs;
 }
+
+// Index of the first flagged byte of a non-zero mask of a little-endian load.
+inline int first_flagged(uint64_t mask) {
+#if defined(_MSC_VER)
+  unsigned long i;
+  _BitScanForward64(&i, mask);
+  return static_cast<int>(i >> 3);
+#else
+  return __builtin_ctzll(mask) >> 3;
+#endif
+}
+
+#if defined(_MSC_VER) || (defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+constexpr bool kLittleEndian = true;
+#else
+constexpr bool kLittleEndian = false;
+#endif
 
 inline int hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -195,23 +214,34 @@ std::string_view JsonCursor::key() {
   return k;
 }
 
+// The hot loop of the scanner: most of an event's bytes are in strings.
+// Works on a local pointer (the member would be stored back on every byte).
 JsonSpan JsonCursor::string() {
-  const char* s = ++p_;  // past '"'
+  const char* p = p_ + 1;  // past '"'
+  const char* const s = p;
+  const char* const end = end_;
   bool escaped = false;
   for (;;) {
-    while (end_ - p_ >= 8) {
-      uint64_t x;
-      std::memcpy(&x, p_, 8);
-      if (has_special(x)) break;
-      p_ += 8;
+    if (kLittleEndian) {
+      while (end - p >= 8) {
+        uint64_t x;
+        std::memcpy(&x, p, 8);
+        uint64_t mask = special_mask(x);
+        if (mask != 0) {
+          p += first_flagged(mask);
+          goto special;
+        }
+        p += 8;
+      }
     }
-    while (p_ < end_ && kPlain.plain[static_cast<unsigned char>(*p_)]) ++p_;
-    if (p_ >= end_) fail("unterminated string");
-    unsigned char c = static_cast<unsigned char>(*p_);
+    while (p < end && kPlain.plain[static_cast<unsigned char>(*p)]) ++p;
+  special:
+    p_ = p;
+    if (p >= end) fail("unterminated string");
+    auto c = static_cast<unsigned char>(*p);
     if (c == '"') {
-      JsonSpan r{s, p_, JsonKind::kString, escaped};
-      ++p_;
-      return r;
+      p_ = p + 1;
+      return {s, p, JsonKind::kString, escaped};
     }
     if (c == '\\') {
       escaped = true;
@@ -221,6 +251,7 @@ JsonSpan JsonCursor::string() {
     } else {
       utf8();
     }
+    p = p_;
   }
 }
 

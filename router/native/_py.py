@@ -41,6 +41,9 @@ class _Framer:
     __slots__ = ("_data", "_event", "_has_data", "_pending", "_skip_lf", "_tail")
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self._tail = b""  # the incomplete last line, without a line ending
         self._pending = 0  # bytes of completed lines of the current event
         self._skip_lf = False  # the previous feed ended with "\r"
@@ -51,9 +54,6 @@ class _Framer:
     @property
     def buffered(self) -> int:
         return self._pending + len(self._tail)
-
-    def reset(self) -> None:
-        self.__init__()  # type: ignore[misc]
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         if self._skip_lf and data:
@@ -170,10 +170,18 @@ class OpenAIStreamDecoder:
                     that is not null), on the feed where it is seen, else None
     ==============  ==================================================================
 
-    Fields of the wrong JSON type read as absent. Blank ``data`` payloads are
-    skipped. After ``[DONE]`` or an error event the decoder decodes nothing more
-    (``done`` stays True after ``[DONE]``). A payload that is not a JSON object
-    raises ``ValueError``; so does every later ``feed`` of that decoder.
+    Fields of the wrong JSON type read as absent; where a key repeats, the last
+    one counts (as in any parser that builds a dict). Blank ``data`` payloads
+    are skipped; ``[DONE]`` may carry JSON whitespace around it. Event names
+    are ignored. After ``[DONE]`` or an error event the decoder decodes and
+    holds nothing more (``done`` stays True after ``[DONE]``).
+
+    A payload that is not a JSON object, or is malformed (judged as strictly as
+    orjson judges it: UTF-8, escapes, surrogates, numbers that overflow a
+    double, nesting deeper than 1024), raises ``ValueError`` with a short
+    description; the decoder is then failed and every later ``feed`` raises
+    too. The events before the bad one in that feed are lost with it: treat
+    the stream as broken.
     """
 
     __slots__ = ("_done", "_failed", "_finished", "_framer", "_model_seen")

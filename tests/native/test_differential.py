@@ -34,7 +34,9 @@ NUMBER = st.one_of(
 EXTREME_NUMBER = st.one_of(
     st.from_regex(r"-?[1-9]\.[0-9]{0,20}[eE]\+?30[6-9]", fullmatch=True),
     st.integers(305, 312).map(lambda n: "9" * n),
-    st.sampled_from(["1.8e308", "1e309", "1.7976931348623158e308", "1.7976931348623159e308", "1e99999999999"]),
+    st.sampled_from(
+        ["1.8e308", "1e309", "1.7976931348623158e308", "1.7976931348623159e308", "1e99999999999"]
+    ),
 )
 TEXT = st.text(
     alphabet=st.one_of(
@@ -123,14 +125,18 @@ def chunk(draw: st.DrawFn) -> str:
             {
                 "prompt_tokens": maybe(lambda: draw(NUMBER)),
                 "completion_tokens": maybe(lambda: draw(NUMBER)),
-                "prompt_tokens_details": maybe(lambda: json_object(draw, 3, {"cached_tokens": lambda: draw(NUMBER)})),
+                "prompt_tokens_details": maybe(
+                    lambda: json_object(draw, 3, {"cached_tokens": lambda: draw(NUMBER)})
+                ),
             },
         )
 
     fields: dict[str, Callable[[], str]] = {}
     fields["choices"] = maybe(lambda: "[" + ",".join(choice() for _ in range(draw(st.integers(0, 3)))) + "]")
     if draw(st.booleans()):
-        fields["model"] = maybe(lambda: string(draw, draw(st.sampled_from(["", "m", "Qwen/Qwen3-0.6B", "é"]))))
+        fields["model"] = maybe(
+            lambda: string(draw, draw(st.sampled_from(["", "m", "Qwen/Qwen3-0.6B", "é"])))
+        )
     if draw(st.integers(0, 3)) == 0:
         fields["usage"] = maybe(usage)
     if draw(st.integers(0, 15)) == 0:

@@ -252,7 +252,10 @@ def test_error_null_is_not_an_error(impl: ModuleType) -> None:
 
 
 def test_error_key_decides_even_when_last(impl: ModuleType) -> None:
-    body = b'{"model":"m","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}],"error":{"c":1}}'
+    body = (
+        b'{"model":"m","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}],'
+        b'"error":{"c":1}}'
+    )
     assert impl.OpenAIStreamDecoder().feed(sse(body)) == ("", None, None, None, False, body)
 
 
@@ -274,7 +277,8 @@ def test_buffered_counts_the_incomplete_event(impl: ModuleType) -> None:
 def test_comments_ids_retries_and_unknown_fields_are_ignored(impl: ModuleType) -> None:
     data = (
         b": keep-alive\n\n"
-        b'id: 1\nretry: 3000\nevent: completion\nfoo: bar\ndata: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n'
+        b"id: 1\nretry: 3000\nevent: completion\nfoo: bar\n"
+        b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n'
         b": a comment inside an event\n\n"
         b"id: 2\n\n"
         b'data: {"choices":[{"index":0,"delta":{"content":"b"}}]}\n\n'
@@ -311,7 +315,8 @@ def test_every_json_escape(impl: ModuleType) -> None:
 def test_multibyte_text_split_at_every_offset(impl: ModuleType, ensure_ascii: bool) -> None:
     words = ["Grüße", " 世界", " 😀", " Ünïcødé", " \u2028", " 𝄞"]
     payloads = [
-        json.dumps({"choices": [{"index": 0, "delta": {"content": w}}]}, ensure_ascii=ensure_ascii) for w in words
+        json.dumps({"choices": [{"index": 0, "delta": {"content": w}}]}, ensure_ascii=ensure_ascii)
+        for w in words
     ]
     data = sse(*payloads, "[DONE]")
     expected = ("".join(words), None, None, None, True, None)
@@ -374,7 +379,14 @@ def test_unknown_and_nested_fields_are_skipped(impl: ModuleType) -> None:
         "literals": [True, False, None, 0, -0.0, 1e-400, 123456789012345678901234567890],
     }
     data = sse(json.dumps(body))
-    assert impl.OpenAIStreamDecoder().feed(data) == ("yes! (no index)", "stop", None, "the-model", False, None)
+    assert impl.OpenAIStreamDecoder().feed(data) == (
+        "yes! (no index)",
+        "stop",
+        None,
+        "the-model",
+        False,
+        None,
+    )
 
 
 def test_index_after_delta(impl: ModuleType) -> None:
@@ -410,11 +422,11 @@ def test_usage_is_the_last_in_the_feed_and_tolerant(impl: ModuleType) -> None:
     assert usage_of(
         '{"usage":{"prompt_tokens":9.0,"completion_tokens":-1,"prompt_tokens_details":{"cached_tokens":"3"}}}'
     ) == (0, 0, 0)
-    assert usage_of('{"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":9223372036854775808}}') == (
-        9223372036854775807,
-        0,
-    ) + (0,)
-    assert usage_of('{"usage":{"prompt_tokens":1e2,"completion_tokens":-0,"prompt_tokens_details":null}}') == (0, 0, 0)
+    big = '{"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":9223372036854775808}}'
+    assert usage_of(big) == (9223372036854775807, 0, 0)
+    assert usage_of(
+        '{"usage":{"prompt_tokens":1e2,"completion_tokens":-0,"prompt_tokens_details":null}}'
+    ) == (0, 0, 0)
 
 
 def test_duplicate_keys_last_one_wins(impl: ModuleType) -> None:
@@ -439,7 +451,8 @@ def test_model_is_reported_once(impl: ModuleType) -> None:
 def test_whitespace_wherever_json_allows_it(impl: ModuleType) -> None:
     body = ' \t{ "choices" :\t[ { "index" : 0 , "delta" : { "content" : "w" } } ] ,\t"model" : "m" } \t'
     assert impl.OpenAIStreamDecoder().feed(sse(body)) == ("w", None, None, "m", False, None)
-    multi = b'data: {\ndata: "choices"\ndata:\t:\r\n\r\ndata: x\n\n'  # \r\n ends the line: not JSON whitespace
+    # A \r\n in a data line ends the line: it can't be JSON whitespace.
+    multi = b'data: {\ndata: "choices"\ndata:\t:\r\n\r\ndata: x\n\n'
     with pytest.raises(ValueError):
         impl.OpenAIStreamDecoder().feed(multi)
 
@@ -514,3 +527,35 @@ def test_error_message_is_short(impl: ModuleType) -> None:
     message = str(info.value)
     assert "x" * 200 not in message
     assert len(message) < 400
+
+
+@pytest.mark.parametrize(
+    ("raw", "decoded"),
+    [
+        (b"\\n", "\n"),
+        (b"\\u00e9", "é"),
+        ("é".encode(), "é"),
+        ("😀".encode(), "😀"),
+        (b"\x7f", "\x7f"),
+        (b'\\"', '"'),
+    ],
+    ids=["escape", "u-escape", "2-byte", "4-byte", "del", "quote"],
+)
+def test_special_bytes_at_every_position_of_a_string(impl: ModuleType, raw: bytes, decoded: str) -> None:
+    # The native scanner reads strings 8 bytes at a time: try every alignment.
+    for before in range(18):
+        for after in (0, 1, 7, 8, 9):
+            content = b"a" * before + raw + b"b" * after
+            data = b'data: {"choices":[{"index":0,"delta":{"content":"' + content + b'"}}]}\n\n'
+            assert impl.OpenAIStreamDecoder().feed(data)[0] == "a" * before + decoded + "b" * after
+
+
+@pytest.mark.parametrize("bad", [b"\x01", b"\x1f", b"\xff", b"\xc3", b"\xe2\x82", b"\xed\xb0\x80"], ids=repr)
+def test_bad_bytes_at_every_position_of_a_string(impl: ModuleType, bad: bytes) -> None:
+    for before in range(18):
+        for after in (0, 1, 8):
+            content = b"a" * before + bad + b"b" * after
+            with pytest.raises(ValueError):
+                impl.OpenAIStreamDecoder().feed(
+                    b'data: {"choices":[{"delta":{"content":"' + content + b'"}}]}\n\n'
+                )
